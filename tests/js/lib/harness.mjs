@@ -94,12 +94,13 @@ export async function startServer(env, extraEnv = {}, args = [], opts = {}) {
     const file = createWriteStream(join(process.env.TANDEM_TEST_LOG_DIR, `server-${Date.now()}-${proc.pid}.log`));
     proc.stderr.pipe(file);
   }
-  const exited = new Promise((resolve) => proc.on('exit', (code, signal) => resolve({ code, signal })));
+  // 'close', not 'exit': it fires once stderr is drained, so the log is complete when a stop resolves.
+  const exited = new Promise((resolve) => proc.on('close', (code, signal) => resolve({ code, signal })));
   const url = await new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`server did not start:\n${log}`)), 20000);
     const onData = (chunk) => {
       log += chunk.toString();
-      const m = log.match(/listening on (http:\/\/[0-9.:]+)/);
+      const m = log.match(/listening on (http:\/\/[0-9.:]+) /);
       if (m) {
         clearTimeout(timer);
         resolve(m[1]);

@@ -58,13 +58,14 @@ export async function startServer(env, { port = 0, extraEnv = {} } = {}) {
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let log = '';
-  const exited = new Promise((resolve) => proc.on('exit', (code, signal) => resolve({ code, signal })));
+  // 'close', not 'exit': it fires once stderr is drained, so the log is complete when a stop resolves.
+  const exited = new Promise((resolve) => proc.on('close', (code, signal) => resolve({ code, signal })));
   proc.stdout.on('data', (c) => (log += c.toString()));
   const url = await new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`server did not start:\n${log}`)), 20000);
     proc.stderr.on('data', (chunk) => {
       log += chunk.toString();
-      const m = log.match(/listening on (http:\/\/[0-9.:]+)/);
+      const m = log.match(/listening on (http:\/\/[0-9.:]+) /);
       if (m) {
         clearTimeout(timer);
         resolve(m[1]);
