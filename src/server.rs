@@ -152,11 +152,11 @@ pub async fn run(
             }),
             app.router,
         )
-            .with_graceful_shutdown(async move {
-                cancelled.cancelled().await;
-                closing.await;
-            })
-            .into_future(),
+        .with_graceful_shutdown(async move {
+            cancelled.cancelled().await;
+            closing.await;
+        })
+        .into_future(),
     );
     tokio::select! {
         result = &mut serving => {

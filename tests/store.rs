@@ -131,7 +131,10 @@ async fn snapshots_bound_loading(store: DynStore) {
 async fn pruning_keeps_what_loading_needs(store: DynStore) {
     store.append_updates(&[batch("p", &[b"1", b"2", b"3", b"4"])]).await.unwrap();
     for seq in 1..=3 {
-        store.write_snapshot("p", &snapshot(seq, format!("s{seq}").as_bytes(), SnapshotKind::Auto), None).await.unwrap();
+        store
+            .write_snapshot("p", &snapshot(seq, format!("s{seq}").as_bytes(), SnapshotKind::Auto), None)
+            .await
+            .unwrap();
     }
     store.write_snapshot("p", &snapshot(1, b"manual", SnapshotKind::Manual), None).await.unwrap();
     // Folding up to seq 10 is clamped to the newest snapshot (3): update 4 stays.

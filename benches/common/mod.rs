@@ -130,5 +130,9 @@ impl BenchDb {
 }
 
 pub fn runtime() -> tokio::runtime::Runtime {
+    // `RUST_LOG=tandem=trace cargo bench ...` shows the engine's own timings (group commits).
+    if std::env::var_os("RUST_LOG").is_some() {
+        let _ = tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_default_env()).try_init();
+    }
     tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime")
 }

@@ -67,7 +67,15 @@ async fn run(store: DynStore, mut rx: mpsc::Receiver<Request>, stop: Cancellatio
 /// One transaction for these requests; every sender hears the outcome.
 async fn commit(store: &DynStore, requests: Vec<Request>) {
     let (batches, replies): (Vec<_>, Vec<_>) = requests.into_iter().map(|r| (r.batch, r.reply)).unzip();
-    match store.append_updates(&batches).await {
+    let started = std::time::Instant::now();
+    let outcome = store.append_updates(&batches).await;
+    tracing::trace!(
+        documents = batches.len(),
+        updates = batches.iter().map(|b| b.updates.len()).sum::<usize>(),
+        elapsed_us = started.elapsed().as_micros() as u64,
+        "group commit"
+    );
+    match outcome {
         Ok(firsts) => {
             for (reply, first) in replies.into_iter().zip(firsts) {
                 let _ = reply.send(Ok(first));

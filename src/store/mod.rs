@@ -8,6 +8,7 @@
 //! Both backends share one implementation (`sql.rs`), expanded once per sqlx driver, because the
 //! SQL is the same text on both; only the DDL in `migrations/<backend>` differs.
 
+mod nodelay;
 mod sql;
 
 use std::{fmt, sync::Arc};
@@ -240,7 +241,6 @@ pub struct ChannelRecord {
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     fn backend(&self) -> Backend;
-
 
     /// Answers when the database does; `/readyz` uses it.
     async fn ping(&self) -> Result<()>;

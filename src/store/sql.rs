@@ -83,8 +83,20 @@ pub struct PostgresStore {
 
 impl PostgresStore {
     pub async fn connect(url: &str) -> Result<Self> {
-        let pool =
-            PgPoolOptions::new().max_connections(16).acquire_timeout(Duration::from_secs(10)).connect(url).await?;
+        let options: sqlx::postgres::PgConnectOptions = url.parse()?;
+        let port = options.get_port();
+        let pool = PgPoolOptions::new()
+            .max_connections(16)
+            .acquire_timeout(Duration::from_secs(10))
+            .after_connect(move |_, _| {
+                Box::pin(async move {
+                    let changed = super::nodelay::disable_nagle_towards(port);
+                    tracing::trace!(changed, "TCP_NODELAY on the Postgres connections");
+                    Ok(())
+                })
+            })
+            .connect_with(options)
+            .await?;
         POSTGRES_MIGRATIONS.run(&pool).await?;
         Ok(Self { pool })
     }
@@ -140,9 +152,11 @@ impl SqliteStore {
         bump.push_values(counts.iter(), |mut row, (id, n)| {
             row.push_bind(*id).push_bind(*n);
         });
-        bump.push(") UPDATE documents SET last_seq = last_seq + (SELECT v.n FROM v WHERE v.id = documents.id), updated_at = ")
-            .push_bind(now)
-            .push(" WHERE id IN (SELECT id FROM v) RETURNING id, last_seq");
+        bump.push(
+            ") UPDATE documents SET last_seq = last_seq + (SELECT v.n FROM v WHERE v.id = documents.id), updated_at = ",
+        )
+        .push_bind(now)
+        .push(" WHERE id IN (SELECT id FROM v) RETURNING id, last_seq");
         let rows = bump.build().fetch_all(&mut **tx).await?;
         rows.iter().map(|r| -> Result<(String, i64)> { Ok((r.try_get("id")?, r.try_get("last_seq")?)) }).collect()
     }
@@ -159,7 +173,8 @@ impl SqliteStore {
 
     async fn insert_updates(tx: &mut Transaction<'_, Sqlite>, rows: &[AppendRow<'_>], now: i64) -> Result<()> {
         for chunk in rows.chunks(INSERT_CHUNK) {
-            let mut insert = QueryBuilder::<Sqlite>::new("INSERT INTO document_updates (doc_id, seq, data, author, created_at) ");
+            let mut insert =
+                QueryBuilder::<Sqlite>::new("INSERT INTO document_updates (doc_id, seq, data, author, created_at) ");
             insert.push_values(chunk, |mut row, (doc_id, seq, data, author)| {
                 row.push_bind(*doc_id).push_bind(*seq).push_bind(*data).push_bind(*author).push_bind(now);
             });

@@ -55,12 +55,12 @@ impl TestDb {
     pub async fn cleanup(self) {
         let Self { store, pg_name, .. } = self;
         drop(store);
-        if let Some(name) = pg_name {
-            if let Ok(mut conn) = PgConnection::connect(&pg_admin_url()).await {
-                let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")))
-                    .execute(&mut conn)
-                    .await;
-            }
+        if let Some(name) = pg_name
+            && let Ok(mut conn) = PgConnection::connect(&pg_admin_url()).await
+        {
+            let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")))
+                .execute(&mut conn)
+                .await;
         }
     }
 }
