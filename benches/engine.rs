@@ -305,7 +305,7 @@ fn engine_update(c: &mut Criterion) {
             Docs::new(store, bus(), EngineSettings::default())
         });
         let ids: Vec<String> = (0..DOCS).map(|d| format!("doc-{d}")).collect();
-        let mut typists: Vec<Typist> = (0..DOCS).map(|d| Typist::new(1000 + d as u64)).collect();
+        let mut typists: Vec<Typist> = (0..DOCS).map(|d| Typist::with_client_id(1000 + d as u64)).collect();
         // Load every document once so the measurement is the steady state.
         rt.block_on(async {
             for (d, id) in ids.iter().enumerate() {

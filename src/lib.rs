@@ -12,6 +12,7 @@
 //! - [`bus`]: what instances share: local memory or Redis.
 //! - [`auth`] and [`directory`]: identity, roles, channels and access rules.
 //! - [`error`]: the errors shown to clients, mapped once per boundary.
+//! - [`typing`]: the typing model the load generator and the benches share.
 //!
 //! `ARCHITECTURE.md` at the repository root has the bird's-eye view and the invariants.
 
@@ -27,3 +28,4 @@ pub mod realtime;
 pub mod server;
 pub mod state;
 pub mod store;
+pub mod typing;

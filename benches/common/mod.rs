@@ -1,77 +1,23 @@
 //! Shared by the benches: realistic Yjs updates and fresh databases.
 //!
-//! Updates come from a client typing into an XmlFragment named `prosemirror` the way
-//! y-prosemirror writes it (paragraph elements holding XmlText): one small update per keystroke,
-//! every tenth keystroke a backspace, a new paragraph every 60 characters. This is the same
-//! typing model as `tandem-loadgen`.
+//! Updates come from `tandem::typing::Typist`, the typing model `tandem-loadgen` uses too.
 
 #![allow(dead_code)]
 
 use sqlx::Connection;
 use tandem::store::{self, DynStore};
-use yrs::{
-    Doc, ReadTxn, StateVector, Text, Transact, XmlElementPrelim, XmlFragment, XmlFragmentRef, XmlTextPrelim, XmlTextRef,
-};
 
-pub struct Typist {
-    pub doc: Doc,
-    fragment: XmlFragmentRef,
-    text: Option<XmlTextRef>,
-    len: u32,
-    keys: u64,
-    line: u32,
-}
-
-const LINE: u32 = 60;
-
-impl Typist {
-    pub fn new(client_id: u64) -> Self {
-        let doc = Doc::with_client_id(client_id);
-        let fragment = doc.get_or_insert_xml_fragment("prosemirror");
-        Self { doc, fragment, text: None, len: 0, keys: 0, line: 0 }
-    }
-
-    /// One keystroke, returned as the Yjs v1 update it produces.
-    pub fn keystroke(&mut self) -> Vec<u8> {
-        let mut txn = self.doc.transact_mut();
-        let k = self.keys;
-        self.keys += 1;
-        match &self.text {
-            Some(text) if self.line < LINE => {
-                if k % 10 == 9 && self.len > 0 {
-                    text.remove_range(&mut txn, self.len - 1, 1);
-                    self.len -= 1;
-                } else {
-                    let ch = (b'a' + (k % 26) as u8) as char;
-                    text.insert(&mut txn, self.len, ch.encode_utf8(&mut [0; 4]));
-                    self.len += 1;
-                    self.line += 1;
-                }
-            }
-            _ => {
-                let paragraph = self.fragment.push_back(&mut txn, XmlElementPrelim::empty("paragraph"));
-                self.text = Some(paragraph.push_back(&mut txn, XmlTextPrelim::new("")));
-                self.len = 0;
-                self.line = 0;
-            }
-        }
-        txn.encode_update_v1()
-    }
-
-    pub fn full_state(&self) -> Vec<u8> {
-        self.doc.transact().encode_state_as_update_v1(&StateVector::default())
-    }
-}
+pub use tandem::typing::Typist;
 
 /// `n` keystroke updates of one typist.
 pub fn keystrokes(n: usize) -> Vec<Vec<u8>> {
-    let mut typist = Typist::new(1);
+    let mut typist = Typist::with_client_id(1);
     (0..n).map(|_| typist.keystroke()).collect()
 }
 
 /// `n` keystrokes and the document's full state after them.
 pub fn history_and_state(n: usize) -> (Vec<Vec<u8>>, Vec<u8>) {
-    let mut typist = Typist::new(1);
+    let mut typist = Typist::with_client_id(1);
     let updates = (0..n).map(|_| typist.keystroke()).collect();
     (updates, typist.full_state())
 }

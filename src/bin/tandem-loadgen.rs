@@ -35,6 +35,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use futures_util::{SinkExt, StreamExt, stream::SplitSink, stream::SplitStream};
 use serde::Deserialize;
 use serde_json::{Value, json};
+use tandem::typing::Typist;
 use tokio::{
     io::{AsyncBufReadExt, AsyncWriteExt, BufReader},
     net::TcpStream,
@@ -43,10 +44,6 @@ use tokio::{
 use tokio_tungstenite::{
     WebSocketStream, client_async_with_config,
     tungstenite::{Message, protocol::WebSocketConfig},
-};
-use yrs::{
-    Doc, GetString, ReadTxn, StateVector, Text, Transact, Update, XmlElementPrelim, XmlFragment, XmlFragmentRef,
-    XmlTextPrelim, XmlTextRef, updates::decoder::Decode,
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -712,105 +709,6 @@ fn classify(text: &str) -> anyhow::Result<Frame<'_>> {
         Ok(Frame::Ack)
     } else {
         Ok(Frame::Other)
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
-// A typist: a real Yjs document edited like ProseMirror does (y-prosemirror's XmlFragment)
-
-struct Typist {
-    doc: Doc,
-    fragment: XmlFragmentRef,
-    text: Option<XmlTextRef>,
-    /// Characters in `text` (ASCII, so bytes = UTF-16 units).
-    len: u32,
-    keys: u64,
-    line: u32,
-}
-
-/// Characters per paragraph before the typist presses Enter.
-const LINE: u32 = 60;
-
-impl Typist {
-    fn new() -> Self {
-        let doc = Doc::new();
-        let fragment = doc.get_or_insert_xml_fragment("prosemirror");
-        Self { doc, fragment, text: None, len: 0, keys: 0, line: 0 }
-    }
-
-    /// One keystroke as one update: a character at the end of the own paragraph, every tenth a
-    /// backspace, and a new paragraph (Enter) every `LINE` characters.
-    fn keystroke(&mut self) -> Vec<u8> {
-        let mut txn = self.doc.transact_mut();
-        let k = self.keys;
-        self.keys += 1;
-        match &self.text {
-            Some(text) if self.line < LINE => {
-                if k % 10 == 9 && self.len > 0 {
-                    text.remove_range(&mut txn, self.len - 1, 1);
-                    self.len -= 1;
-                } else {
-                    let ch = (b'a' + (k % 26) as u8) as char;
-                    text.insert(&mut txn, self.len, ch.encode_utf8(&mut [0; 4]));
-                    self.len += 1;
-                    self.line += 1;
-                }
-            }
-            _ => {
-                let paragraph = self.fragment.push_back(&mut txn, XmlElementPrelim::empty("paragraph"));
-                self.text = Some(paragraph.push_back(&mut txn, XmlTextPrelim::new("")));
-                self.len = 0;
-                self.line = 0;
-            }
-        }
-        txn.encode_update_v1()
-    }
-
-    /// Churn that keeps the content's size: a character typed, then deleted again.
-    fn churn(&mut self) -> Vec<u8> {
-        let mut txn = self.doc.transact_mut();
-        let k = self.keys;
-        self.keys += 1;
-        let text = match &self.text {
-            Some(text) => text.clone(),
-            None => {
-                let paragraph = self.fragment.push_back(&mut txn, XmlElementPrelim::empty("paragraph"));
-                let text = paragraph.push_back(&mut txn, XmlTextPrelim::new(""));
-                self.text = Some(text.clone());
-                self.len = 0;
-                return txn.encode_update_v1();
-            }
-        };
-        if k.is_multiple_of(2) {
-            text.insert(&mut txn, self.len, "x");
-            self.len += 1;
-        } else if self.len > 0 {
-            text.remove_range(&mut txn, self.len - 1, 1);
-            self.len -= 1;
-        }
-        txn.encode_update_v1()
-    }
-
-    fn apply(&self, update: &[u8]) -> anyhow::Result<()> {
-        let update = Update::decode_v1(update)?;
-        self.doc.transact_mut().apply_update(update)?;
-        Ok(())
-    }
-
-    fn plain_text(&self) -> String {
-        self.fragment.get_string(&self.doc.transact())
-    }
-
-    /// State vector as a sorted list, comparable across documents.
-    fn state_vector(&self) -> Vec<(u64, u32)> {
-        let sv = self.doc.transact().state_vector();
-        let mut v: Vec<(u64, u32)> = sv.iter().map(|(c, k)| (c.get(), *k)).collect();
-        v.sort_unstable();
-        v
-    }
-
-    fn full_state(&self) -> Vec<u8> {
-        self.doc.transact().encode_state_as_update_v1(&StateVector::default())
     }
 }
 

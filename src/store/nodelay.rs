@@ -30,9 +30,9 @@ pub(crate) fn disable_nagle_towards(port: u16) -> usize {
 fn set_nodelay_if_peer_port(fd: i32, port: u16) -> bool {
     use std::os::fd::BorrowedFd;
     // SAFETY: the descriptor was listed as an open socket of this process a moment ago and is
-    // only borrowed for two get/setsockopt calls. If it has been closed (or reused) since, the
-    // calls fail with EBADF or act on a socket that is checked again below; nothing is read from
-    // or written to it and ownership never changes.
+    // only borrowed for get/setsockopt calls; nothing is read from or written to it and it is
+    // never closed here. If it was closed since, the calls fail with EBADF; if its number was
+    // reused, the new descriptor goes through the same checks before anything is set.
     let fd = unsafe { BorrowedFd::borrow_raw(fd) };
     let socket = socket2::SockRef::from(&fd);
     let to_port = socket.peer_addr().ok().and_then(|addr| addr.as_socket()).is_some_and(|addr| addr.port() == port);
