@@ -203,12 +203,38 @@ struct Built {
 fn finish<A: Adapter>(state: AppState, layer: SocketIoLayer<A>, io: SocketIo<A>) -> Built {
     state.docs.set_sink(Arc::new(IoSink(io.clone())));
     let _ = state.rooms.set(Arc::new(crate::realtime::rooms::IoRooms(io.clone())));
-    let router = crate::http::router(state.clone()).layer(layer).layer(cors(&state.config.cors));
+    let router = crate::http::router(state.clone())
+        .layer(layer)
+        .layer(axum::middleware::map_request(own_request_head))
+        .layer(cors(&state.config.cors));
     let closer = Box::pin(async move {
         // Bounded: a socket that never acknowledges its close must not hold the process.
         let _ = tokio::time::timeout(Duration::from_secs(5), io.close()).await;
     });
     Built { router, closer }
+}
+
+/// Copies the request's URI and header values out of hyper's connection read buffer.
+///
+/// hyper parses them as slices of that buffer (16 KiB once grown), axum keeps a clone of the URI
+/// (`OriginalUri`), and engineioxide keeps the request head for the socket's whole life, so every
+/// open Socket.IO connection would pin its read buffer long after the WebSocket upgrade. Copying
+/// a few hundred bytes per request frees it (bench/README.md, idle connections).
+async fn own_request_head(mut request: axum::extract::Request) -> axum::extract::Request {
+    let mut headers = axum::http::HeaderMap::with_capacity(request.headers().len());
+    for (name, value) in request.headers() {
+        headers.append(name.clone(), HeaderValue::from_bytes(value.as_bytes()).unwrap_or_else(|_| value.clone()));
+    }
+    *request.headers_mut() = headers;
+    if let Ok(uri) = request.uri().to_string().parse::<axum::http::Uri>() {
+        *request.uri_mut() = uri;
+    }
+    if let Some(original) = request.extensions_mut().get_mut::<axum::extract::OriginalUri>()
+        && let Ok(uri) = original.0.to_string().parse()
+    {
+        original.0 = uri;
+    }
+    request
 }
 
 fn cors(cors: &Cors) -> CorsLayer {
