@@ -263,6 +263,36 @@ pub fn redact(url: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    use axum::http::{HeaderValue, Uri};
+    use bytes::Bytes;
+
+    /// The request head must not point into the connection's read buffer once it has been
+    /// through `own_request_head`, or that buffer lives as long as the socket.
+    #[tokio::test]
+    async fn the_request_head_no_longer_borrows_the_read_buffer() {
+        let buffer = Bytes::from(b"/ws/socket.io/?EIO=4&transport=websocket;websocket;http://example".to_vec());
+        let inside = |bytes: &[u8]| buffer.as_ptr_range().contains(&bytes.as_ptr());
+        let uri = Uri::from_maybe_shared(buffer.slice(0..40)).unwrap();
+        let mut request = axum::extract::Request::new(axum::body::Body::empty());
+        *request.uri_mut() = uri.clone();
+        request.headers_mut().insert("upgrade", HeaderValue::from_maybe_shared(buffer.slice(41..50)).unwrap());
+        request.headers_mut().append("origin", HeaderValue::from_maybe_shared(buffer.slice(51..)).unwrap());
+        request.extensions_mut().insert(axum::extract::OriginalUri(uri));
+        assert!(inside(request.headers()["upgrade"].as_bytes()), "the test starts from borrowed slices");
+
+        let request = super::own_request_head(request).await;
+        assert_eq!(request.uri().to_string(), "/ws/socket.io/?EIO=4&transport=websocket");
+        assert_eq!(request.headers()["upgrade"], "websocket");
+        assert_eq!(request.headers()["origin"], "http://example");
+        for value in request.headers().values() {
+            assert!(!inside(value.as_bytes()));
+        }
+        assert!(!inside(request.uri().path().as_bytes()));
+        let original = request.extensions().get::<axum::extract::OriginalUri>().unwrap();
+        assert_eq!(original.0, *request.uri());
+        assert!(!inside(original.0.path().as_bytes()));
+    }
+
     #[test]
     fn redacts_passwords() {
         assert_eq!(super::redact("postgres://u:secret@h/db"), "postgres://u:***@h/db");
