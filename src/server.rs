@@ -90,7 +90,8 @@ pub async fn run(
         .ws_max_frame_size(frame_limit(&config))
         .max_buffer_size(1024)
         // Idle connections dominate a collaboration server's memory; tungstenite's 4 KiB default
-        // read buffer is a tenth of an idle socket's cost, and large frames just take more reads.
+        // read buffer would be a sixth of an idle socket's cost, and large frames just take more
+        // reads.
         .ws_read_buffer_size(1024)
         .with_state(state.clone());
     let builder = match config.transports {

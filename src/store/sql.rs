@@ -90,8 +90,10 @@ impl PostgresStore {
             .acquire_timeout(Duration::from_secs(10))
             .after_connect(move |_, _| {
                 Box::pin(async move {
-                    let changed = super::nodelay::disable_nagle_towards(port);
-                    tracing::trace!(changed, "TCP_NODELAY on the Postgres connections");
+                    // A walk over every descriptor of the process: off the async workers.
+                    let changed =
+                        tokio::task::spawn_blocking(move || super::nodelay::disable_nagle_towards(port)).await;
+                    tracing::trace!(?changed, "TCP_NODELAY on the Postgres connections");
                     Ok(())
                 })
             })
